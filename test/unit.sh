@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Runs the unit and loopback tests (no cluster needed) and prints one summary
+# line: "N passed, N failed, N skipped". Exits non-zero when any test fails.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+for tool in go python3 node; do
+  command -v "$tool" >/dev/null || { echo "test: $tool is not on PATH; install it first" >&2; exit 1; }
+done
+
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+go test -count=1 -v ./... 2>&1 | tee "$log" | grep -E '^(---|FAIL|ok|panic)' 
+status=${PIPESTATUS[0]}
+
+passed=$(grep -cE '^\s*--- PASS' "$log")
+failed=$(grep -cE '^\s*--- FAIL' "$log")
+skipped=$(grep -cE '^\s*--- SKIP' "$log")
+echo "test: $passed passed, $failed failed, $skipped skipped"
+exit "$status"
