@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/kelseyhightower/envconfig"
+	"k8s.io/apimachinery/pkg/util/validation"
 )
 
 // Runner names accepted by SCRIPTRUN_RUNNER.
@@ -124,6 +125,8 @@ func (c Config) Validate() error {
 	check(c.Runner == RunnerAuto || c.Runner == RunnerLocal || c.Runner == RunnerKubernetes,
 		"SCRIPTRUN_RUNNER=%q is invalid: set auto, local or kubernetes", c.Runner)
 	check(c.Namespace != "", "SCRIPTRUN_NAMESPACE is empty: set the namespace for runs")
+	check(c.Namespace == "" || len(validation.IsDNS1123Label(c.Namespace)) == 0,
+		"SCRIPTRUN_NAMESPACE=%q is invalid: set a namespace name (lowercase letters, digits and -)", c.Namespace)
 	check(c.RequestType != "", "SCRIPTRUN_REQUEST_TYPE is empty: set the CloudEvents type to accept")
 	check(c.ReplyType != "", "SCRIPTRUN_REPLY_TYPE is empty: set the CloudEvents type of replies")
 	check(c.ReplySource != "", "SCRIPTRUN_REPLY_SOURCE is empty: set the CloudEvents source of replies")

@@ -34,6 +34,12 @@ func RESTConfig(path string, qps float32, burst int) (*rest.Config, error) {
 		if err != nil {
 			return nil, fmt.Errorf("loading kubeconfig %s: %w", path, err)
 		}
+		// LoadFromFile leaves relative certificate and key paths relative to
+		// the working directory, but kubectl resolves them against the
+		// kubeconfig's directory.
+		if err := clientcmd.ResolveLocalPaths(file); err != nil {
+			return nil, fmt.Errorf("kubeconfig %s: %w", path, err)
+		}
 		cfg, err = clientcmd.NewDefaultClientConfig(*file, &clientcmd.ConfigOverrides{}).ClientConfig()
 		if err != nil {
 			return nil, fmt.Errorf("kubeconfig %s: %w", path, err)

@@ -71,8 +71,9 @@ func NewRunner(client kubernetes.Interface, tracker *Tracker, opts Options) *Run
 // tracker, reads the output, deletes the ConfigMap and returns the result.
 // A Job the API server rejects as invalid yields a result with status error;
 // a requestId reused for a different request yields status rejected. Other
-// failures return an error wrapping one of run's error classes, and leave the
-// ConfigMap in place for a redelivery, owned by the Job when there is one.
+// failures return an error wrapping one of run's error classes. A failure to
+// create the Job deletes the ConfigMap. A later failure leaves it in place for
+// a redelivery, owned by the Job unless the owner patch was what failed.
 func (r *Runner) Run(ctx context.Context, spec run.Spec) (run.Result, error) {
 	logger := logging.FromContext(ctx).With("namespace", r.namespace, "job", JobName(spec.ID))
 	ctx = logging.WithLogger(ctx, logger)
@@ -89,9 +90,9 @@ func (r *Runner) Run(ctx context.Context, spec run.Spec) (run.Result, error) {
 
 	job, err = r.createJob(ctx, job, spec)
 	if err != nil {
-		if !isConflict(err) {
-			r.deleteConfigMap(ctx, cm.Name)
-		}
+		// The ConfigMap carries this request's digest, so it is this run's to
+		// delete even when the existing Job belongs to a different request.
+		r.deleteConfigMap(ctx, cm.Name)
 		return resultOrError(spec, err)
 	}
 
@@ -231,11 +232,6 @@ type conflictError struct{ requestID string }
 
 func (e *conflictError) Error() string {
 	return fmt.Sprintf("requestId %q was already used for a different request: send a new requestId", e.requestID)
-}
-
-func isConflict(err error) bool {
-	_, ok := err.(*conflictError)
-	return ok
 }
 
 func checkDigest(annotations map[string]string, spec run.Spec) error {

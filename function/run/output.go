@@ -20,9 +20,10 @@ func ReadCapped(r io.Reader, max int) (data []byte, truncated bool, err error) {
 }
 
 // SetOutput stores raw output in the result. Output that is valid UTF-8 goes
-// into Output as it is. Otherwise Output gets the text with each invalid
-// sequence replaced by U+FFFD, and OutputBase64 the exact bytes. A multi-byte
-// character cut by truncation is dropped rather than reported as invalid.
+// into Output as it is. Otherwise Output gets the text with each run of
+// invalid bytes replaced by one U+FFFD, and OutputBase64 the exact bytes. A
+// multi-byte character cut by truncation is dropped rather than reported as
+// invalid.
 func (r *Result) SetOutput(raw []byte, truncated bool) {
 	if truncated {
 		raw = trimPartialRune(raw)

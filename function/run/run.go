@@ -61,7 +61,7 @@ type Result struct {
 	// script killed by a signal reports 128 plus the signal number.
 	ExitCode *int `json:"exitCode,omitempty"`
 	// Output is the script's stdout and stderr, interleaved, as UTF-8.
-	// Invalid UTF-8 sequences are replaced by U+FFFD.
+	// Each run of invalid UTF-8 bytes is replaced by one U+FFFD.
 	Output string `json:"output"`
 	// OutputBase64 holds the exact output bytes, base64-encoded, when they
 	// are not valid UTF-8. Absent otherwise.

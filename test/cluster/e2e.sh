@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# Run the end-to-end suite (./test/e2e, build tag e2e) against the project's
+# own single-node cluster: install packages, build or reuse the Kubernetes
+# binaries and images, start or reuse the cluster, build the receiver image,
+# run go test inside the cluster's network namespace, then tear the cluster
+# down. Exits with go test's status.
+#
+# Environment:
+#   KEEP_CLUSTER=1   leave the cluster running afterwards (down.sh stops it)
+#   E2E_RUN=REGEXP   passed to go test -run
+set -uo pipefail
+. "$(dirname "$0")/env.sh"
+require_root
+
+LOGS=$LAB/logs
+mkdir -p "$LOGS"
+STARTED=$(date +%s.%N)
+TIMINGS=()
+
+# timed LABEL COMMAND...: run COMMAND and record how long it took.
+timed() {
+	local label=$1 step status
+	shift
+	step=$(date +%s.%N)
+	"$@"
+	status=$?
+	TIMINGS+=("$(printf '%-34s %7ss' "$label" "$(elapsed_since "$step")")")
+	return "$status"
+}
+
+print_timings() {
+	echo "e2e: step timings"
+	printf '  %s\n' "${TIMINGS[@]}"
+	printf '  %-34s %7ss\n' "total" "$(elapsed_since "$STARTED")"
+}
+
+fail() {
+	echo "e2e: error: $*" >&2
+	exit 1
+}
+
+# build_in_parallel: run build-k8s.sh and build-images.sh at the same time,
+# each logging to a file, and show a log's end when its build fails.
+build_in_parallel() {
+	"$CLUSTER_DIR/build-k8s.sh" >"$LOGS/build-k8s.log" 2>&1 &
+	local k8s_pid=$!
+	"$CLUSTER_DIR/build-images.sh" >"$LOGS/build-images.log" 2>&1 &
+	local images_pid=$!
+
+	local failed=
+	wait "$k8s_pid" || failed+=" build-k8s"
+	wait "$images_pid" || failed+=" build-images"
+	grep -h -E '^build-(k8s|images): (cached|done|go build|go mod tidy|downloaded|.* in [0-9.]+s)' \
+		"$LOGS/build-k8s.log" "$LOGS/build-images.log" | sed 's/^/  /'
+	for name in $failed; do
+		echo "e2e: $name failed; last lines of $LOGS/$name.log:" >&2
+		tail -n 40 "$LOGS/$name.log" >&2
+	done
+	[ -z "$failed" ]
+}
+
+receiver_sources_exist() {
+	compgen -G "$REPO_ROOT/cmd/receiver/*.go" >/dev/null
+}
+
+# Compile the tests outside the network namespace, where the Go module proxy
+# is reachable; -exec /bin/true skips running them. go test inside the
+# namespace then finds every module and package in the caches.
+compile_tests() {
+	(cd "$REPO_ROOT" && go test -tags e2e -count=1 -exec /bin/true ./test/e2e/... >/dev/null)
+}
+
+teardown() {
+	local status=$?
+	if [ "${KEEP_CLUSTER:-}" = 1 ]; then
+		echo "e2e: KEEP_CLUSTER=1: the cluster keeps running; stop it with test/cluster/down.sh"
+	else
+		timed "down (--purge)" "$CLUSTER_DIR/down.sh" --purge >"$LOGS/down.log" 2>&1 ||
+			{
+				echo "e2e: warning: down.sh reported leftovers:" >&2
+				tail -n 20 "$LOGS/down.log" >&2
+			}
+	fi
+	print_timings
+	if [ -n "${SUMMARY:-}" ]; then
+		echo "$SUMMARY"
+	fi
+	exit "$status"
+}
+
+timed "install-deps" "$CLUSTER_DIR/install-deps.sh" || fail "installing packages failed"
+timed "build-k8s + build-images" build_in_parallel || fail "building the cluster's binaries or images failed"
+timed "compile e2e tests" compile_tests || fail "the e2e tests do not compile (go test -tags e2e ./test/e2e/...)"
+
+trap teardown EXIT
+trap 'exit 130' INT TERM
+timed "up" "$CLUSTER_DIR/up.sh" || fail "starting the cluster failed; logs in $RUN/logs"
+
+if receiver_sources_exist; then
+	timed "build-receiver-image" "$CLUSTER_DIR/build-receiver-image.sh" ||
+		fail "building $RECEIVER_IMAGE failed"
+else
+	echo "e2e: ./cmd/receiver has no Go files yet; skipping $RECEIVER_IMAGE"
+fi
+
+echo "e2e: go test -tags e2e ./test/e2e/... in network namespace $NETNS"
+run_tests() {
+	cd "$REPO_ROOT" &&
+		nsenter --net="$NETNS_PATH" env \
+			SCRIPTRUN_E2E_KUBECONFIG="$ADMIN_KUBECONFIG" \
+			SCRIPTRUN_E2E_KUBECTL="$KUBECTL" \
+			SCRIPTRUN_E2E_RECEIVER_IMAGE="$RECEIVER_IMAGE" \
+			SCRIPTRUN_E2E_PYTHON_IMAGE="$PYTHON_IMAGE" \
+			SCRIPTRUN_E2E_NODE_IMAGE="$NODE_IMAGE" \
+			SCRIPTRUN_E2E_NODE_NAME="$NODE_NAME" \
+			GOPROXY=off GOTOOLCHAIN=local \
+			go test -tags e2e -v -count=1 -timeout 30m ${E2E_RUN:+-run "$E2E_RUN"} ./test/e2e/... 2>&1 |
+		tee "$LOGS/go-test.log"
+	return "${PIPESTATUS[0]}"
+}
+timed "go test" run_tests
+test_status=$?
+
+passed=$(grep -c -E '^\s*--- PASS: ' "$LOGS/go-test.log")
+failed=$(grep -c -E '^\s*--- FAIL: ' "$LOGS/go-test.log")
+skipped=$(grep -c -E '^\s*--- SKIP: ' "$LOGS/go-test.log")
+# Counts include subtests. The last line has the plain "N passed, N failed"
+# form that CI reads.
+SUMMARY="e2e: go test summary (exit status $test_status):
+$(grep -E '^(ok|FAIL|---|panic:)' "$LOGS/go-test.log")
+e2e: $passed passed, $failed failed, $skipped skipped"
+exit "$test_status"
