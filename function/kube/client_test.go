@@ -81,12 +81,12 @@ current-context: test
 	return path
 }
 
-// plantDecoys points every default kubeconfig location at files that name
-// another server. HOME's ~/.kube/config is not valid YAML, so reading it fails
-// loudly.
+// plantDecoys points KUBECONFIG and KUBERNETES_MASTER at another server and
+// puts an invalid ~/.kube/config under a temporary HOME, so that reading any
+// of them shows in the result or as an error.
 //
 // NOTE: clientcmd derives its ~/.kube/config path from HOME when the package
-// is initialised, so the HOME decoy only catches code that reads HOME at call
+// is initialized, so the HOME decoy only catches code that reads HOME at call
 // time. KUBECONFIG and KUBERNETES_MASTER are read at call time.
 func plantDecoys(t *testing.T) {
 	t.Helper()

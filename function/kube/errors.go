@@ -16,8 +16,8 @@ import (
 // with what was being done. It is the one place that decides between
 // "retry later" and "operator, fix this".
 func classify(err error, format string, args ...any) error {
-	what := fmt.Sprintf(format, args...)
-	return fmt.Errorf("%w: %s: %w", class(err), what, err)
+	action := fmt.Sprintf(format, args...)
+	return fmt.Errorf("%w: %s: %w", class(err), action, err)
 }
 
 func class(err error) error {
@@ -25,6 +25,7 @@ func class(err error) error {
 	case apierrors.IsTooManyRequests(err), isQuotaExceeded(err), isClientThrottled(err):
 		return run.ErrThrottled
 	case apierrors.IsTimeout(err), apierrors.IsServerTimeout(err), apierrors.IsServiceUnavailable(err),
+		apierrors.IsConflict(err),
 		apierrors.IsInternalError(err), apierrors.IsUnexpectedServerError(err),
 		errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled), isNetworkError(err):
 		return run.ErrUnavailable

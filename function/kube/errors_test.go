@@ -93,7 +93,7 @@ func TestClass(t *testing.T) {
 		{name: "bad request", err: apierrors.NewBadRequest("the body is not a Job"), want: run.ErrInternal},
 		{name: "not found", err: apierrors.NewNotFound(configMapsGroupResource, "cm-1"), want: run.ErrInternal},
 		{name: "already exists", err: apierrors.NewAlreadyExists(jobsGroupResource, "job-1"), want: run.ErrInternal},
-		{name: "conflict", err: apierrors.NewConflict(configMapsGroupResource, "cm-1", errors.New("the object has been modified")), want: run.ErrInternal},
+		{name: "conflict", err: apierrors.NewConflict(configMapsGroupResource, "cm-1", errors.New("the object has been modified")), want: run.ErrUnavailable},
 		{name: "gone", err: apierrors.NewGone("resource version too old"), want: run.ErrInternal},
 		{name: "unknown error", err: errors.New("something else"), want: run.ErrInternal},
 	}

@@ -24,7 +24,7 @@ var fatalWaitingReasons = map[string]bool{
 	"CreateContainerConfigError": true,
 }
 
-// outcome is what the cluster says about a run, once the run is over.
+// outcome is the cluster's report on a finished run.
 type outcome struct {
 	status   run.Status
 	exitCode *int
@@ -66,6 +66,11 @@ func observe(job *batchv1.Job, pods []*corev1.Pod, timeout time.Duration) (outco
 		return terminatedOutcome(pod, term, jobFailed, timeout), true
 	}
 
+	// The Job's condition can arrive before its pod's last update, which has
+	// the exit code and keeps the pod's output reachable.
+	if anyRunning(pods) {
+		return outcome{}, false
+	}
 	switch {
 	case jobFailed != nil:
 		return failedJobOutcome(job, jobFailed, pods, timeout), true
@@ -148,6 +153,15 @@ func containerStatus(pod *corev1.Pod) *corev1.ContainerStatus {
 		}
 	}
 	return nil
+}
+
+func anyRunning(pods []*corev1.Pod) bool {
+	for _, pod := range pods {
+		if s := containerStatus(pod); s != nil && s.State.Running != nil {
+			return true
+		}
+	}
+	return false
 }
 
 func everStarted(pod *corev1.Pod) bool {

@@ -241,8 +241,8 @@ func checkDigest(annotations map[string]string, spec run.Spec) error {
 	return nil
 }
 
-// resultOrError turns the errors that answer the request into a result and
-// passes the rest through.
+// resultOrError converts a conflict or an invalid Job into a result, and
+// returns every other error unchanged.
 func resultOrError(spec run.Spec, err error) (run.Result, error) {
 	result := run.Result{RequestID: spec.RequestID, Language: spec.Language}
 	switch e := err.(type) {

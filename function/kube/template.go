@@ -35,7 +35,7 @@ var (
 	listPlaceholders = []string{PlaceholderRuntimeCommand, PlaceholderArgs}
 )
 
-// Values are what a rendered Job's placeholders become.
+// Values are the substitutions for a rendered Job's placeholders.
 type Values struct {
 	JobName        string
 	ConfigMapName  string
@@ -75,7 +75,8 @@ func LoadTemplate(path string) (*Template, error) {
 // Job, use only known placeholders, use the list placeholders only as whole
 // list items, and decode into a Job with no unknown fields once rendered.
 func ParseTemplate(data []byte) (*Template, error) {
-	body, err := yaml.YAMLToJSON(data)
+	// Strict: a key given twice is an error, not a silent override.
+	body, err := yaml.YAMLToJSONStrict(data)
 	if err != nil {
 		return nil, fmt.Errorf("invalid YAML: %w", err)
 	}

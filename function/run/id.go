@@ -15,10 +15,9 @@ const (
 	idHashLength   = 16
 )
 
-// ID derives a run's identity. With a requestId, the identity is the
-// requestId's; without one, it is the event's source and id, which the
-// CloudEvents spec makes unique per event, so a redelivered event gets the
-// same run. The result is a readable prefix of the id followed by a hash of
+// ID derives a run's identity from the requestId, or, when there is none,
+// from the event's source and id. The CloudEvents spec makes those unique per
+// event, so a redelivered event gets the same run. The result is a readable prefix of the id followed by a hash of
 // the whole identity: lowercase alphanumerics and dashes, starting and ending
 // with an alphanumeric, at most IDMaxLength characters. It is therefore a
 // valid DNS-1123 label and label value, whatever the input.
@@ -42,17 +41,21 @@ func ID(requestID, source, eventID string) string {
 }
 
 // sanitize keeps ASCII letters and digits of s, lowercased, turns every other
-// run of characters into one dash, and trims dashes from both ends.
+// run of characters into one dash, and trims dashes from both ends. The
+// result has at most max characters.
 func sanitize(s string, max int) string {
 	var b strings.Builder
 	dash := false
 	for _, r := range strings.ToLower(s) {
-		if b.Len() >= max {
-			break
-		}
 		if (r >= 'a' && r <= 'z') || (r >= '0' && r <= '9') {
 			if dash && b.Len() > 0 {
+				if b.Len()+2 > max {
+					break
+				}
 				b.WriteByte('-')
+			}
+			if b.Len() >= max {
+				break
 			}
 			dash = false
 			b.WriteRune(r)
@@ -60,7 +63,7 @@ func sanitize(s string, max int) string {
 		}
 		dash = true
 	}
-	return strings.TrimRight(b.String(), "-")
+	return b.String()
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }

@@ -24,6 +24,8 @@ func TestIDIsValidLabel(t *testing.T) {
 		{"event id only", "", "https://github.com/org/repo", "A234-1234-1234"},
 		{"empty event id", "", "", ""},
 		{"placeholder text", "{{JOB_NAME}}", "", ""},
+		{"dash at the prefix limit", "aaaaaaaaaaaaaaaaaaa-bbbbbb", "", ""},
+		{"dash just past the prefix limit", "aaaaaaaaaaaaaaaaaaaa-bbbbbb", "", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
