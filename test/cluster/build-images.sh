@@ -4,7 +4,7 @@
 #   pause.tar           $PAUSE_IMAGE, the pod sandbox (tools/pause)
 #   runtime-python.tar  $PYTHON_IMAGE, Debian minbase + python3
 #   runtime-node.tar    $NODE_IMAGE, Debian minbase + nodejs
-# Does nothing when $IMAGE_DIR already holds a complete set. $IMAGE_DIR is
+# Does nothing when $IMAGE_DIR already contains a complete set. $IMAGE_DIR is
 # named after a hash of this script and the tool sources (env.sh), so editing
 # the suite or a package list below builds a new set.
 #
@@ -21,7 +21,7 @@ PYTHON_PACKAGES=python3
 NODE_PACKAGES=nodejs
 RUNNER_UID=10001
 
-# The Debian mirror that apt on this machine uses; debootstrap needs the same.
+# Print the Debian mirror that apt on this machine uses, for debootstrap.
 debian_mirror() {
 	local uri=
 	if [ -f /etc/apt/sources.list.d/debian.sources ]; then
@@ -39,10 +39,23 @@ if [ -f "$IMAGE_DIR/.complete" ]; then
 	exit 0
 fi
 
+# remove_tree DIR: delete DIR after unmounting whatever is mounted below it.
+# debootstrap mounts /proc and /sys, and may bind-mount /dev, inside the
+# rootfs while it installs packages; an interrupted run leaves them mounted,
+# and rm -rf would descend into the host's /dev.
+remove_tree() {
+	local dir=$1 mount_point
+	for mount_point in $(awk -v dir="$dir" 'index($2, dir "/") == 1 { print $2 }' /proc/self/mounts | sort -r); do
+		umount -l "$mount_point"
+	done
+	rm -rf --one-file-system "$dir"
+}
+
 started=$(date +%s.%N)
 LOGS=$LAB/logs
 WORK=$IMAGE_DIR.partial
-rm -rf "$WORK"
+remove_tree "$WORK"
+trap 'remove_tree "$WORK"' EXIT
 mkdir -p "$WORK" "$LOGS" "$TOOLS_BIN"
 
 # The tools are nested modules with their own go.mod, so none of their
@@ -81,7 +94,7 @@ add_runner_user() {
 
 # Remove what a container never reads: documentation, translations, package
 # lists and caches, logs. Empty /etc/resolv.conf and /etc/hostname remain as
-# mount points; the kubelet mounts the pod's own files there.
+# mount points for the pod's own files, which the kubelet mounts there.
 trim_rootfs() {
 	local root=$1
 	rm -rf "$root"/usr/share/doc/* "$root"/usr/share/man/* "$root"/usr/share/info/* \
@@ -115,7 +128,8 @@ build_runtime_image() {
 
 	echo "build-images: $reference in $(elapsed_since "$step")s" \
 		"(rootfs $(du -sh "$root" | cut -f1), image $(du -h "$WORK/$name.tar" | cut -f1))"
-	rm -rf "$root" "$WORK/$name-rootfs.tar"
+	remove_tree "$root"
+	rm -f "$WORK/$name-rootfs.tar"
 }
 
 build_pause_image
@@ -143,6 +157,6 @@ if [ -n "$failed" ]; then
 fi
 
 touch "$WORK/.complete"
-rm -rf "$IMAGE_DIR"
+remove_tree "$IMAGE_DIR"
 mv "$WORK" "$IMAGE_DIR"
 echo "build-images: done in $(elapsed_since "$started")s ($IMAGE_DIR)"

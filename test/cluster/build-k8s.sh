@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build kube-apiserver, kube-controller-manager, kube-scheduler, kubelet and
 # kubectl at $K8S_VERSION from the Go module proxy into $K8S_BIN. Does nothing
-# when that directory already holds a complete build.
+# when that directory already contains a complete build.
 #
 # k8s.io/kubernetes is not meant to be required as a module: its go.mod
 # replaces the k8s.io/* staging modules with ./staging directories. A
@@ -65,8 +65,8 @@ step=$(date +%s.%N)
 go mod tidy
 echo "build-k8s: go mod tidy in $(elapsed_since "$step")s"
 
-# Without these the binaries report v0.0.0, which breaks version skew checks
-# (the kubelet registers its version with the API server).
+# Without these the binaries report v0.0.0: in /version, in the node's
+# kubeletVersion, and in kubectl version.
 minor=${K8S_VERSION#v1.}
 minor=${minor%%.*}
 ldflags="-s -w"

@@ -6,8 +6,10 @@
 # $LAB, the network namespace with its bridge, and CNI result files.
 #
 # Usage: down.sh [--purge]
-#   --purge  also delete $RUN (etcd data, certificates, containerd's store).
-#            The binary and image caches in $LAB stay.
+#   --purge  also delete $RUN (etcd data, certificates, kubelet state, logs).
+#            The caches in $LAB stay: binaries, image tars and containerd's
+#            image store ($CONTAINERD_ROOT), which down.sh empties of
+#            containers.
 set -uo pipefail
 . "$(dirname "$0")/env.sh"
 require_root
@@ -23,7 +25,6 @@ case "${1:-}" in
 esac
 
 CGROUP_ROOT=/scriptrun-e2e
-CONTAINERD_SOCKET=$RUN/containerd/containerd.sock
 STARTED=$(date +%s.%N)
 
 say() {
@@ -144,7 +145,7 @@ remove_cgroups() {
 }
 
 # Unmount everything below $LAB, deepest first. The kubelet makes its root
-# directory a shared bind mount and mounts volumes below it; containerd
+# directory a shared bind mount and mounts volumes below it. containerd
 # mounts overlay root filesystems and pod network namespaces.
 unmount_all() {
 	local mount_point count=0
@@ -193,8 +194,8 @@ remove_network() {
 	fi
 }
 
-# containerd 1.6 puts shim sockets in /run/containerd/s whatever its config
-# says. Remove the directories if they are empty, as the shims leave them.
+# containerd 1.6 puts shim sockets in /run/containerd/s regardless of its
+# configuration. Remove the directories if they are empty, as the shims leave them.
 remove_runtime_dirs() {
 	rmdir /run/containerd/s /run/containerd 2>/dev/null
 }
@@ -241,7 +242,9 @@ if ! report_leftovers; then
 	status=1
 fi
 if [ -n "$PURGE" ]; then
-	rm -rf "$RUN"
+	# --one-file-system: should an unmount above have failed, rm stops at
+	# the mount point instead of deleting what is mounted there.
+	rm -rf --one-file-system "$RUN"
 	say "deleted $RUN"
 fi
 say "done"

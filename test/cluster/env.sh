@@ -1,10 +1,12 @@
 # shellcheck shell=bash
-# Settings shared by the scripts under test/cluster. Source it; it only
+# Settings shared by the scripts under test/cluster. Source it. It only
 # defines variables and small helpers and starts nothing.
 #
 # Everything large lives under $LAB so that repeated runs reuse it:
 #   $LAB/bin/<k8s version>-<go version>/  Kubernetes binaries (build-k8s.sh)
 #   $LAB/images/<input hash>/             image tars (build-images.sh)
+#   $LAB/containerd-root/                 containerd's store with the imported
+#                                         images (up.sh); kept by down.sh --purge
 #   $LAB/gomod, $LAB/gocache-*            Go caches of the nested build modules
 #   $LAB/run/                             state of the running cluster (up.sh)
 
@@ -20,6 +22,8 @@ export NETNS_PATH=/var/run/netns/$NETNS
 export ADMIN_KUBECONFIG=$RUN/admin.kubeconfig
 # kubectl's discovery and HTTP caches; by default they go to ~/.kube/cache.
 export KUBECACHEDIR=$RUN/kubectl-cache
+export CONTAINERD_ROOT=$LAB/containerd-root
+export CONTAINERD_SOCKET=$RUN/containerd/containerd.sock
 
 GO_VERSION=$(go env GOVERSION)
 export K8S_BIN=$LAB/bin/$K8S_VERSION-$GO_VERSION
@@ -44,7 +48,7 @@ export NODE_IMAGE=ghcr.io/scriptrun/runtime-node:0.1.0
 export RECEIVER_IMAGE=localhost/scriptrun/receiver:e2e
 
 # Print a hash of every input of build-images.sh: the script itself (which
-# holds the Debian suite and the package lists) and the sources of the two
+# contains the Debian suite and the package lists) and the sources of the two
 # tools it builds. A change to any of them selects a new image directory.
 image_inputs_hash() {
 	(

@@ -6,7 +6,7 @@ set -euo pipefail
 . "$(dirname "$0")/env.sh"
 require_root
 
-# iptables comes in as a dependency of containernetworking-plugins; the
+# iptables comes in as a dependency of containernetworking-plugins. The
 # kubelet runs without it (makeIPTablesUtilChains: false).
 PACKAGES=(
 	containerd runc containernetworking-plugins
@@ -27,8 +27,8 @@ if [ ${#missing[@]} -eq 0 ]; then
 	exit 0
 fi
 
-# policy-rc.d exit code 101 tells invoke-rc.d not to start services that the
-# packages install. Put one in place for this run unless the machine has one.
+# When policy-rc.d exits with code 101, invoke-rc.d does not start the
+# services that the packages install. Put one in place for this run unless the machine has one.
 POLICY=/usr/sbin/policy-rc.d
 created_policy=
 if [ ! -e "$POLICY" ]; then
@@ -49,7 +49,7 @@ log=$(mktemp)
 if ! { apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}"; } >"$log" 2>&1; then
 	tail -n 30 "$log" >&2
 	rm -f "$log"
-	echo "error: apt-get failed installing ${missing[*]} (output above)" >&2
+	echo "error: apt-get failed to install ${missing[*]} (output above); check that the Debian mirror is reachable" >&2
 	exit 1
 fi
 rm -f "$log"

@@ -13,9 +13,10 @@ set -euo pipefail
 . "$(dirname "$0")/env.sh"
 require_root
 
-# The kubelet limits every pod to this many processes (pids cgroup), so a
-# fork bomb in a user script ends with EAGAIN in that pod instead of
-# exhausting the node's PIDs. Python and Node runtimes need fewer than 20.
+# The kubelet limits every pod to this many processes and threads (pids
+# cgroup), so a fork bomb in a user script ends with EAGAIN in that pod
+# instead of exhausting the node's PIDs. The margin is for the runtimes'
+# threads and for scripts that start a few subprocesses.
 POD_PIDS_LIMIT=256
 
 # Pods' cgroups go under this cgroup, not under the top level, so down.sh can
@@ -33,12 +34,21 @@ fail() {
 }
 
 # wait_for DESCRIPTION TIMEOUT_SECONDS LOG COMMAND...: run COMMAND every 0.25 s
-# until it succeeds. On timeout print the end of LOG and fail.
+# until it succeeds. Fail with the end of LOG on timeout. Fail at once, with
+# the end of its own log, when a started component has exited.
 wait_for() {
 	local description=$1 timeout=$2 log=$3
 	shift 3
-	local deadline=$(($(date +%s) + timeout))
+	local deadline=$(($(date +%s) + timeout)) pid_file name
 	until "$@" >/dev/null 2>&1; do
+		for pid_file in "$RUN"/pids/*.pid; do
+			name=$(basename "$pid_file" .pid)
+			if ! is_running "$name"; then
+				echo "up: $name exited while waiting for $description; last lines of $RUN/logs/$name.log:" >&2
+				tail -n 25 "$RUN/logs/$name.log" >&2 || true
+				exit 1
+			fi
+		done
 		if [ "$(date +%s)" -ge "$deadline" ]; then
 			echo "up: timed out after ${timeout}s waiting for $description; last lines of $log:" >&2
 			tail -n 25 "$log" >&2 || true
@@ -50,8 +60,8 @@ wait_for() {
 
 # start NAME COMMAND...: start COMMAND inside the network namespace as the
 # leader of a new session (its own process group) and record its PID.
-# nsenter and setsid each exec the next program, so $! is COMMAND's PID; a
-# shell function in their place would put a subshell PID in the file.
+# nsenter and setsid each exec the next program, so $! is COMMAND's PID. A
+# shell function in their place would put a subshell's PID in the file.
 start() {
 	local name=$1
 	shift
@@ -158,7 +168,7 @@ create_cgroup_root() {
 	for hierarchy in $(awk '$3 == "cgroup" { print $2 }' /proc/self/mounts); do
 		mkdir -p "$hierarchy$CGROUP_ROOT"
 		# A new v1 cpuset cgroup starts with no CPUs and no memory nodes, and
-		# no process or child can join it until they are set.
+		# no process can join it or its children until they are set.
 		if [ -f "$hierarchy/cpuset.cpus" ] && [ -z "$(cat "$hierarchy$CGROUP_ROOT/cpuset.cpus")" ]; then
 			cat "$hierarchy/cpuset.cpus" >"$hierarchy$CGROUP_ROOT/cpuset.cpus"
 			cat "$hierarchy/cpuset.mems" >"$hierarchy$CGROUP_ROOT/cpuset.mems"
@@ -178,7 +188,9 @@ start_containerd() {
 	mkdir -p "$RUN/containerd"
 	cat >"$RUN/containerd/config.toml" <<EOF
 version = 2
-root = "$RUN/containerd/root"
+# The root contains the imported images and outlives $RUN, so that a restart
+# after down.sh --purge skips the import.
+root = "$CONTAINERD_ROOT"
 state = "$RUN/containerd/state"
 disabled_plugins = [
   "io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs",
@@ -186,7 +198,7 @@ disabled_plugins = [
 ]
 
 [grpc]
-  address = "$RUN/containerd/containerd.sock"
+  address = "$CONTAINERD_SOCKET"
 
 [plugins."io.containerd.internal.v1.opt"]
   path = "$RUN/containerd/opt"
@@ -197,8 +209,8 @@ disabled_plugins = [
   netns_mounts_under_state_dir = true
   # Clamp oom_score_adj to containerd's own value. Without it, every sandbox
   # fails with "can't get final child's PID from pipe: EOF" on machines where
-  # root lacks CAP_SYS_RESOURCE: the kubelet asks for -998 for the pause
-  # container, and only that capability may lower the score.
+  # root lacks CAP_SYS_RESOURCE, because the kubelet sets -998 for the pause
+  # container and only that capability may lower the score.
   restrict_oom_score_adj = true
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "overlayfs"
@@ -216,12 +228,12 @@ EOF
 }
 
 ctr_k8s() {
-	ctr --address "$RUN/containerd/containerd.sock" -n k8s.io "$@"
+	ctr --address "$CONTAINERD_SOCKET" -n k8s.io "$@"
 }
 
-# Import the image tars unless this containerd already holds the same set.
+# Import the image tars unless this containerd already contains the same set.
 import_images() {
-	local marker=$RUN/containerd/imported-images
+	local marker=$CONTAINERD_ROOT/imported-images
 	if [ "$(cat "$marker" 2>/dev/null)" = "$IMAGE_DIR" ]; then
 		step "images already imported"
 		return
@@ -243,8 +255,8 @@ start_apiserver() {
 	# --enable-admission-plugins adds to the default set. PodSecurity,
 	# ResourceQuota and LimitRanger are defaults; naming them keeps them on if
 	# the defaults change. --endpoint-reconciler-type=none because no
-	# kube-proxy runs, so the kubernetes Service's endpoints would serve
-	# nobody.
+	# kube-proxy runs, so no client could use the kubernetes Service's
+	# endpoints.
 	start kube-apiserver "$K8S_BIN/kube-apiserver" \
 		--etcd-servers=http://127.0.0.1:2379 \
 		--bind-address=127.0.0.1 --secure-port="$APISERVER_PORT" --advertise-address="$NODE_IP" \
@@ -299,12 +311,13 @@ authentication:
 authorization: {mode: Webhook}
 tlsCertFile: $pki/kubelet-serving.crt
 tlsPrivateKeyFile: $pki/kubelet-serving.key
-containerRuntimeEndpoint: unix://$RUN/containerd/containerd.sock
+containerRuntimeEndpoint: unix://$CONTAINERD_SOCKET
 # containerd 1.6 does not report its cgroup driver over CRI, so the kubelet
-# uses this one; it must match SystemdCgroup = false in containerd.
+# uses this one. It must match SystemdCgroup = false in containerd.
 cgroupDriver: cgroupfs
 cgroupRoot: $CGROUP_ROOT
-# Kubernetes 1.35 and later refuse cgroup v1 by default; 1.34 warns.
+# Allow cgroup v1 hosts. This is the 1.34 default, set here so that a newer
+# K8S_VERSION does not depend on its own default.
 failCgroupV1: false
 failSwapOn: false
 # Without this the kubelet adds KUBE-FIREWALL and canary chains to iptables.
@@ -346,19 +359,21 @@ main() {
 		start_etcd
 		start_containerd
 		wait_for "the containerd socket" 30 "$RUN/logs/containerd.log" \
-			test -S "$RUN/containerd/containerd.sock"
+			test -S "$CONTAINERD_SOCKET"
 		step "containerd started"
 		import_images
 
 		wait_for "etcd" 30 "$RUN/logs/etcd.log" in_netns curl -sf http://127.0.0.1:2379/health
 		step "etcd healthy"
+		# The kubelet retries until the API server responds, so it starts
+		# alongside. The controller manager and the scheduler exit instead
+		# when the API server has not yet created its RBAC roles.
 		start_apiserver
+		start_kubelet
 		wait_for "kube-apiserver /readyz" 60 "$RUN/logs/kube-apiserver.log" \
 			kubectl_admin get --raw /readyz
 		step "kube-apiserver ready"
-
 		start_controllers
-		start_kubelet
 		wait_for "node $NODE_NAME Ready" 90 "$RUN/logs/kubelet.log" node_is_ready "${STARTED%.*}"
 		step "node $NODE_NAME Ready"
 	fi

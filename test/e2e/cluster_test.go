@@ -54,8 +54,8 @@ func TestPythonJobOutput(t *testing.T) {
 	ctx := testContext(t, 2*time.Minute)
 	namespace := NewNamespace(t, restrictedNamespace)
 
-	// The command proves python3 is on PATH; the script proves the ConfigMap
-	// mount and the identity and directories the image sets.
+	// The command checks that python3 is on PATH. The script checks the
+	// ConfigMap mount and the user and directories that the image sets.
 	script := `import os
 print("uid", os.getuid(), "gid", os.getgid())
 print("cwd", os.getcwd())
@@ -125,10 +125,10 @@ type scriptRun struct {
 	logs     string
 }
 
-// runScriptJob stores files in a ConfigMap mounted at /script, runs command
-// in image as one Job pod shaped like the project's run Jobs (UID and GID
-// 10001, read-only root filesystem, writable /tmp, no privileges), waits for
-// the Job to finish and returns the container's exit code and log.
+// runScriptJob stores files in a ConfigMap mounted at /script and runs
+// command in image as one Job pod shaped like the project's run Jobs: UID and
+// GID 10001, read-only root filesystem, writable /tmp, no privileges. It
+// waits for the Job to finish and returns the container's exit code and log.
 func runScriptJob(ctx context.Context, t *testing.T, namespace, image string, command []string, files map[string]string) scriptRun {
 	t.Helper()
 	client := cluster.Client

@@ -1,6 +1,6 @@
 //go:build e2e
 
-// Package e2e holds the end-to-end tests, which run against the project's own
+// Package e2e contains the end-to-end tests, which run against the project's own
 // single-node cluster (test/cluster). Run them with `make e2e`, which starts
 // the cluster, sets the SCRIPTRUN_E2E_* variables below and runs go test
 // inside the cluster's network namespace, where the API server listens.
@@ -40,7 +40,8 @@ const (
 	// so they cannot touch any other cluster.
 	envKubeconfig = "SCRIPTRUN_E2E_KUBECONFIG"
 	// envKubectl is the kubectl built for the cluster, for tests that need
-	// the command line.
+	// the command line. Pass it --kubeconfig explicitly. e2e.sh sets
+	// KUBECACHEDIR so that it writes no cache under ~/.kube.
 	envKubectl = "SCRIPTRUN_E2E_KUBECTL"
 	// envReceiverImage is the image with /usr/local/bin/receiver (the
 	// entrypoint) and /usr/local/bin/sweeper, already in the node's
@@ -115,8 +116,8 @@ func restConfigFromFile(path string) (*rest.Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("invalid kubeconfig %s: %w", path, err)
 	}
-	// Tests create objects in bursts; client-go's default of 5 requests per
-	// second would make them wait on the client, not on the cluster.
+	// Tests create objects in bursts, and client-go's default of 5 requests
+	// per second would make them wait on the client, not on the cluster.
 	config.QPS = 50
 	config.Burst = 100
 	return config, nil
@@ -131,7 +132,7 @@ func envOrDefault(name, fallback string) string {
 
 // testContext returns a context that ends after timeout or when the test
 // ends, whichever comes first.
-func testContext(t *testing.T, timeout time.Duration) context.Context {
+func testContext(t testing.TB, timeout time.Duration) context.Context {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	t.Cleanup(cancel)
@@ -156,8 +157,8 @@ func namespacePrefix(testName string) string {
 // example Pod Security Admission levels), and returns its name. When the test
 // ends, a failed test first logs the namespace's Jobs, pods, ConfigMaps,
 // events and container logs; then the namespace is deleted without waiting.
-// Cleanups run last-registered first, so the dump sees what the test's own
-// later cleanups left.
+// Cleanups run last-registered first, so the dump shows what remains after
+// the cleanups that the test registered later.
 func NewNamespace(t *testing.T, labels map[string]string) string {
 	t.Helper()
 	ctx := testContext(t, 30*time.Second)

@@ -37,7 +37,7 @@ import (
 const receiverRBAC = "../../config/knative/base/receiver-rbac.yaml"
 
 // receiverRole returns the rules of the receiver's Role in the deployment.
-func receiverRole(t *testing.T) []rbacv1.PolicyRule {
+func receiverRole(t testing.TB) []rbacv1.PolicyRule {
 	t.Helper()
 	data, err := os.ReadFile(receiverRBAC)
 	require.NoError(t, err)
@@ -61,7 +61,7 @@ func receiverRole(t *testing.T) []rbacv1.PolicyRule {
 // deployment's receiver Role when rules is nil) and returns the path of a
 // kubeconfig that authenticates as it with a one-hour token. This is the
 // identity the receiver has in production: not cluster-admin.
-func GrantReceiver(t *testing.T, namespace string, rules []rbacv1.PolicyRule) string {
+func GrantReceiver(t testing.TB, namespace string, rules []rbacv1.PolicyRule) string {
 	t.Helper()
 	ctx := testContext(t, 30*time.Second)
 	client := cluster.Client
@@ -94,7 +94,7 @@ func GrantReceiver(t *testing.T, namespace string, rules []rbacv1.PolicyRule) st
 
 // writeKubeconfig writes a kubeconfig for server with a bearer token and the
 // test cluster's CA, and returns its path.
-func writeKubeconfig(t *testing.T, server, token string) string {
+func writeKubeconfig(t testing.TB, server, token string) string {
 	t.Helper()
 	caData := cluster.Config.CAData
 	if len(caData) == 0 && cluster.Config.CAFile != "" {
@@ -135,7 +135,7 @@ type TestReceiver struct {
 // StartReceiver starts the function and its HTTP receiver with cfg, waits
 // until it is ready (its informers have synced) and stops it when the test
 // ends. Its log goes to the test's log.
-func StartReceiver(t *testing.T, cfg function.Config) *TestReceiver {
+func StartReceiver(t testing.TB, cfg function.Config) *TestReceiver {
 	t.Helper()
 	ctx := logging.WithLogger(context.Background(), zaptest.NewLogger(t).Sugar())
 
@@ -185,7 +185,7 @@ type Reply struct {
 // SendEvent posts data as a binary-mode run.requested event with the given
 // id and returns the answer. It fails the test only when the request
 // cannot be sent; call it from the test's goroutine, or use PostEvent.
-func SendEvent(t *testing.T, url, eventID string, data any) Reply {
+func SendEvent(t testing.TB, url, eventID string, data any) Reply {
 	t.Helper()
 	reply, err := PostEvent(context.Background(), url, eventID, data)
 	require.NoError(t, err)

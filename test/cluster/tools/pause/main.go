@@ -1,5 +1,5 @@
-// Command pause is the pod sandbox process for the e2e test cluster. It holds
-// the pod's namespaces open, reaps zombie children, and exits 0 on SIGTERM or
+// Command pause is the pod sandbox process for the e2e test cluster. It keeps
+// the pod's namespaces alive, reaps zombie children, and exits 0 on SIGTERM or
 // SIGINT. It replaces registry.k8s.io/pause, which cannot be pulled here.
 package main
 
