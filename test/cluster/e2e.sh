@@ -181,12 +181,12 @@ run_tests() {
 timed "go test" run_tests
 test_status=$?
 
-passed=$(grep -c -E '^\s*--- PASS: ' "$LOGS/go-test.log")
-failed=$(grep -c -E '^\s*--- FAIL: ' "$LOGS/go-test.log")
-skipped=$(grep -c -E '^\s*--- SKIP: ' "$LOGS/go-test.log")
+passed=$(grep -a -c -E '^\s*--- PASS: ' "$LOGS/go-test.log")
+failed=$(grep -a -c -E '^\s*--- FAIL: ' "$LOGS/go-test.log")
+skipped=$(grep -a -c -E '^\s*--- SKIP: ' "$LOGS/go-test.log")
 # Counts include subtests. The last line has the plain "N passed, N failed"
 # form that CI reads.
 SUMMARY="e2e: go test summary (exit status $test_status):
-$(grep -E '^(ok|FAIL|---|panic:)' "$LOGS/go-test.log")
+$(grep -a -E '^(ok|FAIL|---|panic:)' "$LOGS/go-test.log")
 e2e: $passed passed, $failed failed, $skipped skipped"
 exit "$test_status"
