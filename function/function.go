@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -170,16 +171,21 @@ func (f *Function) AbortRuns() {
 	}
 }
 
-// Stop ends in-flight runs and the informers.
+// Stop ends in-flight runs and the informers, and kills the local runner's
+// processes. Jobs on Kubernetes go on: a redelivered event finds them.
 func (f *Function) Stop(context.Context) error {
+	var err error
 	f.stopOnce.Do(func() {
 		f.Drain()
 		f.AbortRuns()
 		if f.stop != nil {
 			f.stop()
 		}
+		if closer, ok := f.runner.(io.Closer); ok {
+			err = closer.Close()
+		}
 	})
-	return nil
+	return err
 }
 
 // Handle runs the script of one run.requested event and returns the

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -39,13 +40,46 @@ type Options struct {
 type Runner struct {
 	opts  Options
 	cache *cache
+
+	mu      sync.Mutex
+	closed  bool
+	running map[int]struct{} // process group ids of the scripts running now
 }
 
 var _ run.Runner = (*Runner)(nil)
 
 // NewRunner returns a Runner.
 func NewRunner(opts Options) *Runner {
-	return &Runner{opts: opts, cache: newCache(opts.Remember, opts.MaxRemembered)}
+	return &Runner{opts: opts, cache: newCache(opts.Remember, opts.MaxRemembered), running: make(map[int]struct{})}
+}
+
+// Close kills the process groups of every script still running, so that none
+// outlives the receiver, and makes later runs fail with run.ErrShuttingDown.
+func (r *Runner) Close() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.closed = true
+	for pgid := range r.running {
+		_ = syscall.Kill(-pgid, syscall.SIGKILL)
+	}
+	return nil
+}
+
+// track records a started process group, or reports false after Close.
+func (r *Runner) track(pgid int) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return false
+	}
+	r.running[pgid] = struct{}{}
+	return true
+}
+
+func (r *Runner) untrack(pgid int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.running, pgid)
 }
 
 // Run runs spec once per run id and returns its result. It returns an error
@@ -120,6 +154,12 @@ func (r *Runner) runProcess(ctx context.Context, spec run.Spec) (run.Result, err
 	if err := cmd.Start(); err != nil {
 		return run.Result{}, fmt.Errorf("%w: starting %s: %w", run.ErrInternal, program, err)
 	}
+	if !r.track(cmd.Process.Pid) {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		_ = cmd.Wait()
+		return run.Result{}, fmt.Errorf("%w: local runner closed", run.ErrShuttingDown)
+	}
+	defer r.untrack(cmd.Process.Pid)
 	timedOut := killAfter(cmd.Process.Pid, spec.Timeout)
 	waitErr := cmd.Wait()
 	finished := time.Now()

@@ -230,3 +230,28 @@ func TestRunMissingRuntime(t *testing.T) {
 	assert.Contains(t, err.Error(), "scriptrun-no-such-runtime")
 	assert.True(t, strings.Contains(err.Error(), "localCommand"), "the error names the fix")
 }
+
+func TestCloseKillsRunningScripts(t *testing.T) {
+	marker := filepath.Join(t.TempDir(), "survived")
+	s := spec(t, "python", "import time\ntime.sleep(3)\nopen('"+marker+"', 'w').write('x')")
+	runner := newTestRunner(t, 1<<20)
+	done := make(chan run.Result, 1)
+	go func() {
+		result, _ := runner.Run(context.Background(), s)
+		done <- result
+	}()
+	time.Sleep(500 * time.Millisecond)
+
+	require.NoError(t, runner.Close())
+	result := <-done
+
+	assert.Equal(t, run.StatusFailed, result.Status, "the killed script reports its signal")
+	require.NotNil(t, result.ExitCode)
+	assert.Equal(t, 137, *result.ExitCode)
+	time.Sleep(3 * time.Second)
+	_, err := os.Stat(marker)
+	assert.True(t, os.IsNotExist(err), "the script did not outlive Close")
+
+	_, err = runner.Run(context.Background(), spec(t, "python", "print(1)"))
+	assert.ErrorIs(t, err, run.ErrShuttingDown)
+}
