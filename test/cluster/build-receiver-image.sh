@@ -20,6 +20,10 @@ require_root
 NONROOT_UID=65532
 COMMANDS=(receiver sweeper)
 WORK=$LAB/receiver-image
+# Two runs at once would share $WORK, so the second waits for the first.
+mkdir -p "$LAB"
+exec 9>"$LAB/receiver-image.lock"
+flock 9
 IMAGE_TAR=$WORK/receiver.tar
 
 usage() {
