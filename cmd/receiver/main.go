@@ -58,8 +58,10 @@ func run(ctx context.Context, kubeconfig string) error {
 		StatusFor:     function.HTTPStatus,
 	})
 
+	// Requests must outlive the signal: Shutdown decides when in-flight runs
+	// end, after the grace period.
 	served := make(chan error, 1)
-	go func() { served <- recv.Serve(ctx, listener) }()
+	go func() { served <- recv.Serve(context.WithoutCancel(ctx), listener) }()
 	logger.Infow("Receiver listening", "address", listener.Addr().String())
 
 	select {
