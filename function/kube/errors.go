@@ -37,9 +37,15 @@ func class(err error) error {
 }
 
 // isQuotaExceeded reports a ResourceQuota rejection. The API server returns
-// it as Forbidden with this message; there is no dedicated reason.
+// it as Forbidden with one of these messages, with no dedicated reason.
+// "status unknown for quota" means the quota controller has not yet counted
+// usage for a new quota, which passes by itself.
 func isQuotaExceeded(err error) bool {
-	return apierrors.IsForbidden(err) && strings.Contains(err.Error(), "exceeded quota")
+	if !apierrors.IsForbidden(err) {
+		return false
+	}
+	msg := err.Error()
+	return strings.Contains(msg, "exceeded quota") || strings.Contains(msg, "status unknown for quota")
 }
 
 // isClientThrottled reports client-go's rate limiter giving up because the

@@ -2,6 +2,7 @@ package kube
 
 import (
 	"fmt"
+	"strings"
 
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -115,6 +116,11 @@ func validateJob(job *batchv1.Job) error {
 	}
 	if c.Image == "" || len(c.Command)+len(c.Args) == 0 {
 		return fmt.Errorf("container %q of job %s has no image or no command", ContainerName, job.Name)
+	}
+	// The API server checks this only for pods, so a Job with such an image
+	// would be accepted and then never get a pod.
+	if strings.TrimSpace(c.Image) != c.Image {
+		return fmt.Errorf("image %q of job %s has leading or trailing whitespace: remove it", c.Image, job.Name)
 	}
 	return nil
 }

@@ -40,8 +40,16 @@ type outcome struct {
 // terminated state. Signal kills (exit codes 137 and 143) also wait for the
 // pod's final phase or the Job's final condition, which tell a deadline or an
 // eviction from a kill by the script itself.
+//
+// A deadline is final as soon as it is known, from the pod's status reason or
+// the Job's FailureTarget condition, even while the kubelet is still killing
+// the script: a fork bomb at its memory limit can take minutes to die, and
+// the Job's Failed condition waits for that.
 func observe(job *batchv1.Job, pods []*corev1.Pod, timeout time.Duration) (outcome, bool) {
 	jobFailed := jobCondition(job, batchv1.JobFailed)
+	if jobFailed == nil {
+		jobFailed = jobCondition(job, batchv1.JobFailureTarget)
+	}
 	jobComplete := jobCondition(job, batchv1.JobComplete)
 
 	for _, pod := range pods {
@@ -57,6 +65,9 @@ func observe(job *batchv1.Job, pods []*corev1.Pod, timeout time.Duration) (outco
 		}
 		term := status.State.Terminated
 		if term == nil {
+			if pod.Status.Reason == reasonDeadlineExceeded && status.State.Running != nil {
+				return killedAtDeadline(pod, status.State.Running, timeout), true
+			}
 			continue
 		}
 		podFinal := pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed
@@ -66,6 +77,9 @@ func observe(job *batchv1.Job, pods []*corev1.Pod, timeout time.Duration) (outco
 		return terminatedOutcome(pod, term, jobFailed, timeout), true
 	}
 
+	if jobFailed != nil && jobFailed.Reason == reasonDeadlineExceeded {
+		return failedJobOutcome(job, jobFailed, pods, timeout), true
+	}
 	// The Job's condition can arrive before its pod's last update, which has
 	// the exit code and keeps the pod's output reachable.
 	if anyRunning(pods) {
@@ -111,18 +125,39 @@ func terminatedOutcome(pod *corev1.Pod, term *corev1.ContainerStateTerminated, j
 	return out
 }
 
+// killedAtDeadline is the outcome of a script that the kubelet is killing at
+// the pod's deadline. The API records no time for that, so finished is the
+// start plus the time limit.
+func killedAtDeadline(pod *corev1.Pod, running *corev1.ContainerStateRunning, timeout time.Duration) outcome {
+	return outcome{
+		status:   run.StatusTimedOut,
+		message:  fmt.Sprintf("the script did not finish within its time limit of %s", timeout),
+		pod:      pod,
+		started:  running.StartedAt.Time,
+		finished: running.StartedAt.Add(timeout),
+	}
+}
+
 // failedJobOutcome explains a failed Job whose pods show no terminated
-// script container, usually because the Job controller deleted the pod.
+// script container: the Job controller deleted the pod, or the pod is still
+// being killed at the Job's deadline, in which case its output is read.
 func failedJobOutcome(job *batchv1.Job, cond *batchv1.JobCondition, pods []*corev1.Pod, timeout time.Duration) outcome {
 	out := outcome{started: startTime(job), finished: cond.LastTransitionTime.Time}
 	switch {
 	case job.Status.Failed == 0 && job.Status.Succeeded == 0 && len(pods) == 0:
 		out.status = run.StatusError
-		out.message = fmt.Sprintf("no pod ever ran for the job (%s: %s); check the namespace's ResourceQuota and the job's events",
+		out.message = fmt.Sprintf("no pod ever ran for the job (%s: %s); check the namespace's ResourceQuota and LimitRange and the job's events",
 			cond.Reason, cond.Message)
 	case len(pods) > 0 && !everStarted(pods[0]):
 		out.status = run.StatusError
 		out.message = fmt.Sprintf("the script's pod never started before the job failed (%s): %s", cond.Reason, podPendingReason(pods[0]))
+	case cond.Reason == reasonDeadlineExceeded && len(pods) > 0:
+		out.status = run.StatusTimedOut
+		out.message = fmt.Sprintf("the script did not finish within its time limit of %s", timeout)
+		out.pod = pods[0]
+		if running := containerStatus(pods[0]).State.Running; running != nil {
+			out.started = running.StartedAt.Time
+		}
 	case cond.Reason == reasonDeadlineExceeded:
 		out.status = run.StatusTimedOut
 		out.message = fmt.Sprintf("the script did not finish within its time limit of %s; its pod was removed, so no output was kept", timeout)

@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"unicode"
 
 	"sigs.k8s.io/yaml"
 
@@ -76,6 +77,10 @@ func check(name string, rt *run.Runtime) error {
 		return fmt.Errorf("language %q is invalid: use lowercase letters, digits, - and _, starting with a letter", name)
 	case strings.TrimSpace(rt.Image) == "":
 		return fmt.Errorf("runtimes.%s.image is missing: set the runtime's container image", name)
+	case strings.IndexFunc(rt.Image, unicode.IsSpace) >= 0:
+		// The API server accepts such an image in a Job's pod template and
+		// then rejects every pod the Job controller creates.
+		return fmt.Errorf("runtimes.%s.image %q contains whitespace: remove it", name, rt.Image)
 	case len(rt.Command) == 0 || rt.Command[0] == "":
 		return fmt.Errorf("runtimes.%s.command is missing: set the runtime's command, such as [python3, -u]", name)
 	case !fileExtension.MatchString(rt.FileExtension):
