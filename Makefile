@@ -6,7 +6,7 @@ PORT ?= 8080
 .PHONY: help run test e2e e2e-bench cluster-up cluster-down images
 
 help: ## List the targets.
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
 run: ## Serve the receiver on :$(PORT) with the local runner.
 	env -u KUBECONFIG SCRIPTRUN_RUNNER=local PORT=$(PORT) $(GO) run ./cmd/receiver

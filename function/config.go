@@ -3,10 +3,14 @@ package function
 import (
 	"errors"
 	"fmt"
+	"net"
+	"strconv"
 	"time"
 
 	"github.com/kelseyhightower/envconfig"
 	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/scriptrun/scriptrun/function/run"
 )
 
 // Runner names accepted by SCRIPTRUN_RUNNER.
@@ -28,6 +32,10 @@ const configMapKeyOverhead = 64
 type Config struct {
 	// Port is the TCP port the HTTP receiver listens on.
 	Port int `envconfig:"PORT" default:"8080"`
+
+	// ListenHost is the address the receiver listens on. Empty means every
+	// interface with the Kubernetes runner and 127.0.0.1 with the local one.
+	ListenHost string `envconfig:"SCRIPTRUN_LISTEN_HOST"`
 
 	// Runner selects where scripts run: "local" runs them as processes on
 	// this machine, "kubernetes" as Jobs, and "auto" picks "kubernetes" when
@@ -163,8 +171,19 @@ func (c Config) runDeadline(timeout time.Duration) time.Duration {
 }
 
 // MaxBodyBytes is the largest HTTP request body the receiver reads. It leaves
-// room for JSON escaping of the largest script and stdin, which in the worst
-// case, control characters, takes six bytes per byte.
+// room for JSON escaping of the largest script, stdin and args, which in the
+// worst case, control characters, takes six bytes per byte.
 func (c Config) MaxBodyBytes() int64 {
-	return int64(6*(c.MaxScriptBytes+c.MaxStdinBytes)) + 64<<10
+	return int64(6*(c.MaxScriptBytes+c.MaxStdinBytes+run.MaxArgs*run.MaxArgBytes)) + 64<<10
+}
+
+// ListenAddress is the address the receiver listens on. The local runner
+// runs any script as the receiver's user, so it listens on loopback unless
+// SCRIPTRUN_LISTEN_HOST says otherwise.
+func (c Config) ListenAddress(local bool) string {
+	host := c.ListenHost
+	if host == "" && local {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, strconv.Itoa(c.Port))
 }

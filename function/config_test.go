@@ -14,6 +14,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 	require.NoError(t, err)
 
 	assert.Equal(t, 8080, cfg.Port)
+	assert.Equal(t, "", cfg.ListenHost)
 	assert.Equal(t, RunnerAuto, cfg.Runner)
 	assert.Equal(t, "", cfg.Kubeconfig)
 	assert.Equal(t, "scriptrun-runs", cfg.Namespace)
@@ -39,6 +40,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 func TestLoadConfigOverrides(t *testing.T) {
 	env := map[string]string{
 		"PORT":                              "9090",
+		"SCRIPTRUN_LISTEN_HOST":             "::1",
 		"SCRIPTRUN_RUNNER":                  "local",
 		"KUBECONFIG":                        "/tmp/kc",
 		"SCRIPTRUN_NAMESPACE":               "runs",
@@ -68,7 +70,7 @@ func TestLoadConfigOverrides(t *testing.T) {
 	require.NoError(t, err)
 
 	assert.Equal(t, Config{
-		Port: 9090, Runner: "local", Kubeconfig: "/tmp/kc", Namespace: "runs",
+		Port: 9090, ListenHost: "::1", Runner: "local", Kubeconfig: "/tmp/kc", Namespace: "runs",
 		RequestType: "com.example.run", ReplyType: "com.example.done", ReplySource: "/x",
 		JobTemplate: "/etc/job.yaml", Runtimes: "/etc/runtimes.yaml",
 		DefaultTimeoutSeconds: 10, MaxTimeoutSeconds: 20, WaitMarginSeconds: 5,
@@ -108,5 +110,25 @@ func TestLoadConfigRejects(t *testing.T) {
 
 func TestMaxBodyBytesFitsEscapedInput(t *testing.T) {
 	cfg := Config{MaxScriptBytes: 100, MaxStdinBytes: 50}
-	assert.Equal(t, int64(6*150+64<<10), cfg.MaxBodyBytes())
+	assert.Equal(t, int64(6*(150+64*4096)+64<<10), cfg.MaxBodyBytes())
+}
+
+func TestListenAddress(t *testing.T) {
+	tests := []struct {
+		name  string
+		host  string
+		local bool
+		want  string
+	}{
+		{"local runner defaults to loopback", "", true, "127.0.0.1:8080"},
+		{"kubernetes runner defaults to every interface", "", false, ":8080"},
+		{"explicit host wins", "0.0.0.0", true, "0.0.0.0:8080"},
+		{"IPv6 host", "::1", false, "[::1]:8080"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := Config{Port: 8080, ListenHost: tt.host}
+			assert.Equal(t, tt.want, cfg.ListenAddress(tt.local))
+		})
+	}
 }

@@ -23,8 +23,12 @@ import (
 	"github.com/scriptrun/scriptrun/function/runtimes"
 )
 
-// maxRemembered caps the local runner's memory of finished runs.
-const maxRemembered = 10000
+// maxRemembered and maxRememberedBytes cap the local runner's memory of
+// finished runs, in runs and in output bytes.
+const (
+	maxRemembered      = 10000
+	maxRememberedBytes = 256 << 20
+)
 
 // Function handles run.requested events. Its zero value is not usable: call
 // New, then Start.
@@ -96,9 +100,11 @@ func (f *Function) startRunner(ctx context.Context) error {
 		logger.Warn("Using the local runner: scripts run as processes on this machine, " +
 			"with no isolation from it. It is for development, not a security boundary.")
 		f.runner = local.NewRunner(local.Options{
-			MaxOutputBytes: f.cfg.MaxOutputBytes,
-			Remember:       time.Duration(f.cfg.JobTTLSeconds) * time.Second,
-			MaxRemembered:  maxRemembered,
+			MaxOutputBytes:     f.cfg.MaxOutputBytes,
+			Remember:           time.Duration(f.cfg.JobTTLSeconds) * time.Second,
+			MaxRemembered:      maxRemembered,
+			MaxRememberedBytes: maxRememberedBytes,
+			MaxRunning:         f.cfg.MaxInFlight,
 		})
 		f.ready = func() bool { return true }
 		return nil
@@ -148,6 +154,12 @@ func (f *Function) wantsKubernetes() (bool, error) {
 	default:
 		return f.cfg.Kubeconfig != "" || kube.InCluster(), nil
 	}
+}
+
+// UsesLocalRunner reports whether Start chose the local runner.
+func (f *Function) UsesLocalRunner() bool {
+	_, ok := f.runner.(*local.Runner)
+	return ok
 }
 
 // Ready reports whether the runner can take runs: the Kubernetes runner once
@@ -242,5 +254,11 @@ func (f *Function) runSpec(ctx context.Context, spec run.Spec) (*event.Event, er
 		logger.Errorw("Run not finished; the sender should retry", "error", err)
 		return nil, err
 	}
-	return f.newReply(spec.ID, result)
+	id := completedReplyID(spec.ID)
+	if result.Status == run.StatusRejected {
+		// A requestId reused for another request: the run's own reply
+		// keeps the completed id.
+		id = rejectedReplyID(spec.ID, []byte(spec.Digest))
+	}
+	return f.newReply(id, result)
 }

@@ -1,6 +1,8 @@
 package function
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 
 	"github.com/cloudevents/sdk-go/v2/event"
@@ -8,12 +10,12 @@ import (
 	"github.com/scriptrun/scriptrun/function/run"
 )
 
-// newReply builds the run.completed event for result. Every attribute comes
-// from the run, none from the clock, so a redelivered request gets an
-// identical reply that consumers can drop by id.
-func (f *Function) newReply(runID string, result run.Result) (*event.Event, error) {
+// newReply builds the run.completed event for result, with the given id.
+// Every attribute comes from the run, none from the clock, so a redelivered
+// request gets an identical reply that consumers can drop by id.
+func (f *Function) newReply(id string, result run.Result) (*event.Event, error) {
 	reply := event.New()
-	reply.SetID(runID + "-completed")
+	reply.SetID(id)
 	reply.SetType(f.cfg.ReplyType)
 	reply.SetSource(f.cfg.ReplySource)
 	reply.SetSubject(result.RequestID)
@@ -21,7 +23,7 @@ func (f *Function) newReply(runID string, result run.Result) (*event.Event, erro
 		reply.SetTime(*result.FinishedAt)
 	}
 	if err := reply.SetData(event.ApplicationJSON, result); err != nil {
-		return nil, fmt.Errorf("%w: encoding reply for run %s: %w", run.ErrInternal, runID, err)
+		return nil, fmt.Errorf("%w: encoding reply %s: %w", run.ErrInternal, id, err)
 	}
 	return &reply, nil
 }
@@ -37,10 +39,22 @@ func (f *Function) rejectedReply(e event.Event, req run.Request, rejection *run.
 	if requestID == "" {
 		requestID = runID
 	}
-	return f.newReply(runID, run.Result{
+	return f.newReply(rejectedReplyID(runID, e.Data()), run.Result{
 		RequestID: requestID,
 		Language:  req.Language,
 		Status:    run.StatusRejected,
 		Message:   rejection.Error(),
 	})
+}
+
+// completedReplyID is the reply id of a run that ran. A rejection of the same
+// run id has another id, so that consumers who drop duplicates by id never
+// drop the run's result after an earlier rejection.
+func completedReplyID(runID string) string { return runID + "-completed" }
+
+// rejectedReplyID derives from the rejected data too, so each distinct
+// invalid request gets its own id and each redelivery the same one.
+func rejectedReplyID(runID string, data []byte) string {
+	sum := sha256.Sum256(data)
+	return runID + "-rejected-" + hex.EncodeToString(sum[:6])
 }

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"strconv"
 	"time"
 
 	"knative.dev/pkg/logging"
@@ -48,9 +47,10 @@ func run(ctx context.Context, kubeconfig string) error {
 	}
 	defer func() { _ = fn.Stop(context.WithoutCancel(ctx)) }()
 
-	listener, err := net.Listen("tcp", ":"+strconv.Itoa(cfg.Port))
+	address := cfg.ListenAddress(fn.UsesLocalRunner())
+	listener, err := net.Listen("tcp", address)
 	if err != nil {
-		return fmt.Errorf("listening on port %d: %w", cfg.Port, err)
+		return fmt.Errorf("listening on %s: %w", address, err)
 	}
 	recv := receiver.New(fn, receiver.Options{
 		MaxBodyBytes:  cfg.MaxBodyBytes(),

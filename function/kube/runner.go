@@ -227,16 +227,14 @@ type invalidJobError struct{ err error }
 
 func (e *invalidJobError) Error() string { return e.err.Error() }
 
-// conflictError is a requestId reused for a different request.
-type conflictError struct{ requestID string }
+// conflictError is a run id that already names a different request.
+type conflictError struct{ spec run.Spec }
 
-func (e *conflictError) Error() string {
-	return fmt.Sprintf("requestId %q was already used for a different request: send a new requestId", e.requestID)
-}
+func (e *conflictError) Error() string { return run.ConflictMessage(e.spec) }
 
 func checkDigest(annotations map[string]string, spec run.Spec) error {
 	if annotations[DigestAnnotation] != spec.Digest {
-		return &conflictError{requestID: spec.RequestID}
+		return &conflictError{spec: spec}
 	}
 	return nil
 }

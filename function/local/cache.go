@@ -15,6 +15,8 @@ type cache struct {
 	mu       sync.Mutex
 	ttl      time.Duration
 	max      int
+	maxBytes int
+	bytes    int // output bytes of the finished entries
 	entries  map[string]*entry
 	finished []*entry // in the order they finished
 	now      func() time.Time
@@ -29,8 +31,15 @@ type entry struct {
 	finished time.Time
 }
 
-func newCache(ttl time.Duration, max int) *cache {
-	return &cache{ttl: ttl, max: max, entries: make(map[string]*entry), now: time.Now}
+// newCache returns a cache that keeps finished entries for ttl, and at most
+// max of them holding at most maxBytes of output; maxBytes 0 means no byte
+// cap.
+func newCache(ttl time.Duration, max, maxBytes int) *cache {
+	return &cache{ttl: ttl, max: max, maxBytes: maxBytes, entries: make(map[string]*entry), now: time.Now}
+}
+
+func (e *entry) size() int {
+	return len(e.result.Output) + len(e.result.OutputBase64) + len(e.result.Message)
 }
 
 // join returns the entry for id, and whether the caller created it and so
@@ -59,15 +68,23 @@ func (c *cache) finish(e *entry) {
 		return
 	}
 	c.finished = append(c.finished, e)
+	c.bytes += e.size()
 	c.evict()
 }
 
-// evict drops finished entries older than ttl, then the oldest ones past max.
+// evict drops finished entries older than ttl, then the oldest ones past max
+// entries or past maxBytes.
 func (c *cache) evict() {
 	cutoff := c.now().Add(-c.ttl)
 	drop := 0
-	for drop < len(c.finished) && (c.finished[drop].finished.Before(cutoff) || len(c.finished)-drop > c.max) {
-		delete(c.entries, c.finished[drop].id)
+	for drop < len(c.finished) {
+		oldest := c.finished[drop]
+		overBytes := c.maxBytes > 0 && c.bytes > c.maxBytes
+		if !oldest.finished.Before(cutoff) && len(c.finished)-drop <= c.max && !overBytes {
+			break
+		}
+		delete(c.entries, oldest.id)
+		c.bytes -= oldest.size()
 		drop++
 	}
 	c.finished = c.finished[drop:]

@@ -27,7 +27,9 @@ func killAfter(pgid int, d time.Duration) *deadline {
 }
 
 // stop cancels the deadline and kills what is left of the process group,
-// so that no child the script started outlives the run.
+// so that no child left in the script's group outlives the run.
+// NOTE: a child that leaves the group (setsid) survives; the local runner is
+// not a sandbox.
 func (dl *deadline) stop() {
 	dl.timer.Stop()
 	_ = syscall.Kill(-dl.pgid, syscall.SIGKILL)

@@ -29,6 +29,12 @@ type Options struct {
 	Remember time.Duration
 	// MaxRemembered caps how many results are kept.
 	MaxRemembered int
+	// MaxRememberedBytes caps the output bytes of the results kept.
+	MaxRememberedBytes int
+	// MaxRunning caps the scripts running at once. Past it, runs fail with
+	// run.ErrThrottled. A run goes on after its sender hangs up, so the
+	// receiver's in-flight cap alone does not bound the processes.
+	MaxRunning int
 	// TempDir is where each run's directory is made; empty means os.TempDir.
 	TempDir string
 }
@@ -41,6 +47,9 @@ type Runner struct {
 	opts  Options
 	cache *cache
 
+	slots    chan struct{}
+	executed sync.WaitGroup
+
 	mu      sync.Mutex
 	closed  bool
 	running map[int]struct{} // process group ids of the scripts running now
@@ -50,19 +59,40 @@ var _ run.Runner = (*Runner)(nil)
 
 // NewRunner returns a Runner.
 func NewRunner(opts Options) *Runner {
-	return &Runner{opts: opts, cache: newCache(opts.Remember, opts.MaxRemembered), running: make(map[int]struct{})}
+	return &Runner{
+		opts:    opts,
+		cache:   newCache(opts.Remember, opts.MaxRemembered, opts.MaxRememberedBytes),
+		slots:   make(chan struct{}, max(opts.MaxRunning, 1)),
+		running: make(map[int]struct{}),
+	}
 }
 
+// closeWait bounds how long Close waits for killed scripts to be reaped and
+// their directories removed.
+const closeWait = 5 * time.Second
+
 // Close kills the process groups of every script still running, so that none
-// outlives the receiver, and makes later runs fail with run.ErrShuttingDown.
+// outlives the receiver, waits for them to be reaped, and makes later runs
+// fail with run.ErrShuttingDown.
 func (r *Runner) Close() error {
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	r.closed = true
 	for pgid := range r.running {
 		_ = syscall.Kill(-pgid, syscall.SIGKILL)
 	}
-	return nil
+	r.mu.Unlock()
+
+	reaped := make(chan struct{})
+	go func() {
+		r.executed.Wait()
+		close(reaped)
+	}()
+	select {
+	case <-reaped:
+		return nil
+	case <-time.After(closeWait):
+		return fmt.Errorf("local scripts still running %s after they were killed", closeWait)
+	}
 }
 
 // track records a started process group, or reports false after Close.
@@ -92,13 +122,25 @@ func (r *Runner) Run(ctx context.Context, spec run.Spec) (run.Result, error) {
 			RequestID: spec.RequestID,
 			Language:  spec.Language,
 			Status:    run.StatusRejected,
-			Message:   fmt.Sprintf("requestId: %q was already used for a different request: send a new requestId", spec.RequestID),
+			Message:   "requestId: " + run.ConflictMessage(spec),
 		}, nil
 	}
 	if first {
+		select {
+		case r.slots <- struct{}{}:
+		default:
+			entry.err = fmt.Errorf("%w: %d local scripts running, the maximum (SCRIPTRUN_MAX_IN_FLIGHT)", run.ErrThrottled, cap(r.slots))
+			r.cache.finish(entry)
+			return run.Result{}, entry.err
+		}
 		// The execution belongs to the run, not to this delivery, so it
 		// outlives a delivery whose sender gave up.
-		go r.execute(context.WithoutCancel(ctx), spec, entry)
+		r.executed.Add(1)
+		go func() {
+			defer r.executed.Done()
+			defer func() { <-r.slots }()
+			r.execute(context.WithoutCancel(ctx), spec, entry)
+		}()
 	}
 
 	select {

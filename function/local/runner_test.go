@@ -18,7 +18,8 @@ import (
 
 func newTestRunner(t *testing.T, maxOutput int) *Runner {
 	t.Helper()
-	return NewRunner(Options{MaxOutputBytes: maxOutput, Remember: time.Minute, MaxRemembered: 100, TempDir: t.TempDir()})
+	return NewRunner(Options{MaxOutputBytes: maxOutput, Remember: time.Minute, MaxRemembered: 100,
+		MaxRememberedBytes: 1 << 20, MaxRunning: 16, TempDir: t.TempDir()})
 }
 
 // spec builds a Spec with the built-in runtime table's entry for language.
@@ -254,4 +255,18 @@ func TestCloseKillsRunningScripts(t *testing.T) {
 
 	_, err = runner.Run(context.Background(), spec(t, "python", "print(1)"))
 	assert.ErrorIs(t, err, run.ErrShuttingDown)
+}
+
+func TestRunThrottlesPastMaxRunning(t *testing.T) {
+	runner := NewRunner(Options{MaxOutputBytes: 100, Remember: time.Minute, MaxRemembered: 10, MaxRunning: 1, TempDir: t.TempDir()})
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	_, err := runner.Run(ctx, spec(t, "python", "import time\ntime.sleep(2)"))
+	require.ErrorIs(t, err, run.ErrUnavailable, "the sender gave up, the script goes on")
+
+	_, err = runner.Run(context.Background(), spec(t, "python", "print(1)"))
+
+	require.ErrorIs(t, err, run.ErrThrottled)
+	assert.Contains(t, err.Error(), "SCRIPTRUN_MAX_IN_FLIGHT")
+	require.NoError(t, runner.Close())
 }

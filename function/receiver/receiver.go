@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/binding"
@@ -49,11 +50,15 @@ func New(handler Handler, opts Options) *Receiver {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
 	mux.HandleFunc("GET /readyz", r.serveReady)
-	mux.HandleFunc("POST /", r.serveEvent)
+	mux.HandleFunc("POST /{$}", r.serveEvent)
 	r.server = &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
+		// Bounds reading the whole request, so a sender that trickles its
+		// body cannot hold a connection. Runs take longer, but the handler
+		// reads the body before the run starts.
+		ReadTimeout: time.Minute,
+		IdleTimeout: 2 * time.Minute,
 	}
 	return r
 }
@@ -112,11 +117,11 @@ func (r *Receiver) serveEvent(w http.ResponseWriter, req *http.Request) {
 			http.Error(w, fmt.Sprintf("request body is over the limit of %d bytes", tooLarge.Limit), http.StatusRequestEntityTooLarge)
 			return
 		}
-		http.Error(w, "not a valid CloudEvent: "+err.Error(), http.StatusBadRequest)
+		http.Error(w, "not a valid CloudEvent: "+clip(err.Error()), http.StatusBadRequest)
 		return
 	}
 	if err := e.Validate(); err != nil {
-		http.Error(w, "not a valid CloudEvent: "+err.Error(), http.StatusBadRequest)
+		http.Error(w, "not a valid CloudEvent: "+clip(err.Error()), http.StatusBadRequest)
 		return
 	}
 
@@ -126,7 +131,7 @@ func (r *Receiver) serveEvent(w http.ResponseWriter, req *http.Request) {
 		if status != http.StatusBadRequest {
 			w.Header().Set("Retry-After", "5")
 		}
-		http.Error(w, err.Error(), status)
+		http.Error(w, clip(err.Error()), status)
 		return
 	}
 	if reply == nil {
@@ -136,4 +141,14 @@ func (r *Receiver) serveEvent(w http.ResponseWriter, req *http.Request) {
 	if err := cehttp.WriteResponseWriter(ctx, binding.ToMessage(reply), http.StatusOK, w); err != nil {
 		logger.Errorw("Writing reply failed", "eventId", reply.ID(), "error", err)
 	}
+}
+
+// maxErrorBytes caps an error body, which can quote values the sender chose.
+const maxErrorBytes = 1024
+
+func clip(msg string) string {
+	if len(msg) <= maxErrorBytes {
+		return msg
+	}
+	return strings.ToValidUTF8(msg[:maxErrorBytes], "") + "..."
 }

@@ -85,6 +85,9 @@ type Spec struct {
 	ID string
 	// RequestID is the caller's id, or ID when the caller gave none.
 	RequestID string
+	// Derived is true when the caller gave no requestId, so ID derives from
+	// the event's source and id.
+	Derived bool
 	// Digest is a hash of the request's content, used to detect a
 	// requestId reused for a different request.
 	Digest string

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"slices"
 	"strings"
 	"time"
@@ -52,6 +53,10 @@ func (v Validator) Spec(req Request, source, eventID string) (Spec, error) {
 	if req.TimeoutSeconds != nil {
 		timeout = time.Duration(*req.TimeoutSeconds) * time.Second
 	}
+	// The digest covers the effective timeout, so an explicit default and an
+	// omitted one are the same request.
+	effective := req
+	effective.TimeoutSeconds = IntPtr(int(timeout / time.Second))
 	id := ID(req.RequestID, source, eventID)
 	requestID := req.RequestID
 	if requestID == "" {
@@ -60,7 +65,8 @@ func (v Validator) Spec(req Request, source, eventID string) (Spec, error) {
 	return Spec{
 		ID:        id,
 		RequestID: requestID,
-		Digest:    Digest(req),
+		Digest:    Digest(effective),
+		Derived:   req.RequestID == "",
 		Language:  req.Language,
 		Runtime:   runtime,
 		Script:    req.Script,
@@ -170,4 +176,13 @@ func Digest(req Request) string {
 	body, _ := json.Marshal(req)
 	sum := sha256.Sum256(body)
 	return hex.EncodeToString(sum[:])
+}
+
+// ConflictMessage explains why a run id that already names a different
+// request is rejected, in terms of what the sender controls.
+func ConflictMessage(spec Spec) string {
+	if spec.Derived {
+		return "the event's source and id were already used for a different request: send it with a new event id"
+	}
+	return fmt.Sprintf("requestId %q was already used for a different request: send a new requestId", spec.RequestID)
 }
