@@ -36,9 +36,9 @@ func FuzzRenderJob(f *testing.F) {
 			Language: "python", Runtime: runtime, Args: args, Timeout: 5 * time.Second}
 
 		job, err := r.newJob(spec)
-		if image == "" {
+		if image == "" || strings.TrimSpace(image) != image {
 			if err == nil {
-				t.Fatal("a Job with an empty image was accepted")
+				t.Fatalf("a Job with the image %q was accepted", image)
 			}
 			return
 		}
