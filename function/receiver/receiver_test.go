@@ -154,6 +154,10 @@ func TestReceiverRejectsInvalidData(t *testing.T) {
 		{"timeout not an integer", `{"language":"python","script":"x","timeoutSeconds":"5"}`, "timeoutSeconds must be an integer"},
 		{"unknown field", `{"language":"python","script":"x","timeout":5}`, `unknown field "timeout"`},
 		{"not JSON", `print(1)`, "data: invalid JSON"},
+		{"key in another case", `{"language":"python","script":"print(1)","Script":"print(2)"}`, `unknown field "Script"`},
+		{"duplicate key", `{"language":"python","script":"print(1)","script":"print(2)"}`, "script: given twice"},
+		{"null data", `null`, "data: missing"},
+		{"array data", `[1]`, "data: must be a JSON object, not a JSON array"},
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -281,4 +285,12 @@ func TestReceiverShutdownDrainsRuns(t *testing.T) {
 
 	_, err := http.Post(s.url, "application/json", strings.NewReader("{}"))
 	assert.Error(t, err, "no new connections after shutdown")
+}
+
+func TestReceiverServesEventsOnlyAtRoot(t *testing.T) {
+	s := startServer(t, testConfig())
+
+	resp := binary(t, s.url+"/other", "path-1", `{"language":"python","script":"print(1)"}`)
+
+	assert.Equal(t, http.StatusNotFound, resp.status)
 }
