@@ -195,7 +195,7 @@ func TestRecoveryGracefulShutdown(t *testing.T) {
 	env := map[string]string{"SCRIPTRUN_SHUTDOWN_GRACE_SECONDS": strconv.Itoa(graceSeconds)}
 	receiver := startFaultReceiver(t, kubeconfig, namespace, env)
 
-	longRequest := recoveryRunRequest("shutdown-long", 10, "long run", 60)
+	longRequest := recoveryRunRequest("shutdown-long", 25, "long run", 60)
 	longRunID := run.ID("shutdown-long", "", "")
 	longReply := faultPostAsync(ctx, receiver.URL, "shutdown-long-event", longRequest)
 	faultPollUntil(ctx, t, 100*time.Millisecond, "the long run's script starts", func(ctx context.Context) (bool, error) {

@@ -300,7 +300,16 @@ func TestRunsConfigMapOwnedByJob(t *testing.T) {
 	ctx := testContext(t, 2*time.Minute)
 	configMaps := cluster.Client.CoreV1().ConfigMaps(receiver.Namespace)
 
-	watcher, err := configMaps.Watch(ctx, metav1.ListOptions{LabelSelector: kube.RunIDLabel})
+	// A retry watcher resumes from the last resource version when the API
+	// server ends the watch with an error, which it does under load.
+	list, err := configMaps.List(ctx, metav1.ListOptions{LabelSelector: kube.RunIDLabel})
+	require.NoError(t, err, "listing configmaps")
+	watcher, err := watchtools.NewRetryWatcherWithContext(ctx, list.ResourceVersion, &cache.ListWatch{
+		WatchFuncWithContext: func(ctx context.Context, options metav1.ListOptions) (watch.Interface, error) {
+			options.LabelSelector = kube.RunIDLabel
+			return configMaps.Watch(ctx, options)
+		},
+	})
 	require.NoError(t, err, "watching configmaps")
 	defer watcher.Stop()
 
