@@ -171,8 +171,8 @@ func (f *Function) Ready(context.Context) (bool, error) {
 // Alive reports that the process is serving.
 func (f *Function) Alive(context.Context) (bool, error) { return true, nil }
 
-// Drain makes Handle answer new events with a retryable error while the
-// runs in flight go on.
+// Drain makes Handle return a retryable error for new events while the runs
+// in flight go on.
 func (f *Function) Drain() { f.draining.Store(true) }
 
 // AbortRuns ends the runs still in flight; their senders get a retryable
