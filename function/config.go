@@ -95,7 +95,7 @@ type Config struct {
 	JobTTLSeconds int `envconfig:"SCRIPTRUN_JOB_TTL_SECONDS" default:"300"`
 
 	// ShutdownGraceSeconds is how long in-flight runs may take to finish
-	// after SIGTERM before they are answered with a retryable error.
+	// after SIGTERM before they get a retryable error.
 	ShutdownGraceSeconds int `envconfig:"SCRIPTRUN_SHUTDOWN_GRACE_SECONDS" default:"30"`
 
 	// KubeQPS and KubeBurst set the Kubernetes client's rate limiter.
@@ -179,7 +179,7 @@ func (c Config) MaxBodyBytes() int64 {
 
 // ListenAddress is the address the receiver listens on. The local runner
 // runs any script as the receiver's user, so it listens on loopback unless
-// SCRIPTRUN_LISTEN_HOST says otherwise.
+// SCRIPTRUN_LISTEN_HOST is set.
 func (c Config) ListenAddress(local bool) string {
 	host := c.ListenHost
 	if host == "" && local {

@@ -28,7 +28,7 @@ func (f *Function) newReply(id string, result run.Result) (*event.Event, error) 
 	return &reply, nil
 }
 
-// rejectedReply answers a request whose data is invalid. Its run id derives
+// rejectedReply builds the reply to a request whose data is invalid. Its run id derives
 // from the requestId when it is valid, else from the event's source and id.
 func (f *Function) rejectedReply(e event.Event, req run.Request, rejection *run.RejectedError) (*event.Event, error) {
 	requestID := req.RequestID

@@ -1,5 +1,5 @@
-// Command receiver serves scriptrun over HTTP: it accepts run.requested
-// CloudEvents on PORT and answers each with a run.completed event.
+// Command receiver serves scriptrun over HTTP. It accepts run.requested
+// CloudEvents on PORT and replies to each with a run.completed event.
 package main
 
 import (

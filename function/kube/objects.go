@@ -56,7 +56,7 @@ func newConfigMap(namespace string, spec run.Spec) *corev1.ConfigMap {
 }
 
 // newJob renders the template for spec and then sets the fields scriptrun
-// relies on, whatever the template says: labels, backoffLimit 0,
+// relies on, whatever the template sets: labels, backoffLimit 0,
 // restartPolicy Never, the deadlines and the TTL.
 func (r *Runner) newJob(spec run.Spec) (*batchv1.Job, error) {
 	job, err := r.template.Render(Values{

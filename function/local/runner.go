@@ -35,7 +35,7 @@ type Options struct {
 	// run.ErrThrottled. A run goes on after its sender hangs up, so the
 	// receiver's in-flight cap alone does not bound the processes.
 	MaxRunning int
-	// TempDir is where each run's directory is made; empty means os.TempDir.
+	// TempDir is the parent of each run's directory; empty means os.TempDir.
 	TempDir string
 }
 
@@ -113,8 +113,8 @@ func (r *Runner) untrack(pgid int) {
 }
 
 // Run runs spec once per run id and returns its result. It returns an error
-// only when the process cannot be started or ctx ends first; the run then
-// goes on for other deliveries of the same run.
+// only when the process cannot be started or ctx ends first. In the second
+// case the run goes on for other deliveries of the same run.
 func (r *Runner) Run(ctx context.Context, spec run.Spec) (run.Result, error) {
 	entry, first := r.cache.join(spec.ID, spec.Digest)
 	if entry.digest != spec.Digest {

@@ -1,5 +1,5 @@
-// Package receiver serves a CloudEvents handler over HTTP: it decodes binary
-// and structured events, answers malformed requests with 400, writes the
+// Package receiver serves a CloudEvents handler over HTTP. It decodes binary
+// and structured events, rejects malformed requests with 400, writes the
 // handler's reply event, and maps the handler's errors to HTTP statuses.
 package receiver
 
@@ -18,7 +18,7 @@ import (
 	"knative.dev/pkg/logging"
 )
 
-// Handler is what the receiver serves; *function.Function implements it.
+// Handler is the function the receiver serves, such as *function.Function.
 type Handler interface {
 	Handle(ctx context.Context, e event.Event) (*event.Event, error)
 	Ready(ctx context.Context) (bool, error)
@@ -76,7 +76,7 @@ func (r *Receiver) Serve(ctx context.Context, l net.Listener) error {
 // Shutdown stops accepting connections and new runs, then waits for the
 // runs in flight. At the end of the grace period it aborts the runs still in
 // flight, whose senders get 503 and redeliver, and waits a little longer for
-// those answers to be written.
+// those responses to be written.
 func (r *Receiver) Shutdown(ctx context.Context) error {
 	logger := logging.FromContext(ctx)
 	r.handler.Drain()
@@ -87,7 +87,7 @@ func (r *Receiver) Shutdown(ctx context.Context) error {
 	})
 	defer timer.Stop()
 
-	// Aborted runs answer within the run's cleanup bound; past that, close.
+	// Aborted runs respond within the run's cleanup bound; past that, close.
 	ctx, cancel := context.WithTimeout(ctx, r.opts.ShutdownGrace+15*time.Second)
 	defer cancel()
 	if err := r.server.Shutdown(ctx); err != nil {

@@ -24,8 +24,8 @@ var (
 	ErrInternal = errors.New("internal error")
 )
 
-// HTTPStatus maps a runner error to the HTTP status the receiver answers
-// with. Every status it returns makes a Knative broker retry.
+// HTTPStatus maps a runner error to the HTTP status the receiver returns.
+// Every status it returns makes a Knative broker retry.
 func HTTPStatus(err error) int {
 	switch {
 	case errors.Is(err, ErrThrottled):
@@ -42,7 +42,7 @@ func HTTPStatus(err error) int {
 type RejectedError struct {
 	// Field is the JSON name of the invalid field, if one is to blame.
 	Field string
-	// Reason says what is wrong and how to fix it.
+	// Reason is what is wrong and how to fix it.
 	Reason string
 }
 

@@ -68,7 +68,7 @@ type Result struct {
 	OutputBase64 string `json:"outputBase64,omitempty"`
 	// OutputTruncated is true when the output passed the receiver's cap.
 	OutputTruncated bool `json:"outputTruncated"`
-	// Message says why, for any status but succeeded.
+	// Message is the reason, for any status but succeeded.
 	Message string `json:"message,omitempty"`
 	// StartedAt is when the script started, if it did.
 	StartedAt *time.Time `json:"startedAt,omitempty"`
