@@ -34,7 +34,7 @@ func loadSchema(t *testing.T, path string) schema {
 }
 
 // jsonFields returns the JSON name, schema type and requiredness of each of
-// the struct's fields. A field is required unless its tag says omitempty.
+// the struct's fields. A field is required unless its tag has omitempty.
 func jsonFields(t *testing.T, v any) map[string]struct {
 	typ      string
 	required bool

@@ -8,7 +8,7 @@ import (
 )
 
 // BadEventError is an event that the receiver does not handle, such as one of
-// another type. It maps to HTTP 400, which tells a broker not to retry.
+// another type. It maps to HTTP 400, which a broker does not retry.
 type BadEventError struct{ Reason string }
 
 func (e *BadEventError) Error() string { return e.Reason }

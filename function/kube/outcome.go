@@ -41,9 +41,9 @@ type outcome struct {
 // pod's final phase or the Job's final condition, which tell a deadline or an
 // eviction from a kill by the script itself.
 //
-// A deadline is final as soon as it is known, from the pod's status reason or
-// the Job's FailureTarget condition, even while the kubelet is still killing
-// the script: a fork bomb at its memory limit can take minutes to die, and
+// A deadline is final as soon as the pod's status reason or the Job's
+// FailureTarget condition shows it, even while the kubelet is still killing
+// the script. A fork bomb at its memory limit can take minutes to die, and
 // the Job's Failed condition waits for that.
 func observe(job *batchv1.Job, pods []*corev1.Pod, timeout time.Duration) (outcome, bool) {
 	jobFailed := jobCondition(job, batchv1.JobFailed)

@@ -31,8 +31,8 @@ type entry struct {
 	finished time.Time
 }
 
-// newCache returns a cache that keeps finished entries for ttl, and at most
-// max of them holding at most maxBytes of output; maxBytes 0 means no byte
+// newCache returns a cache that keeps finished entries for ttl. It keeps at
+// most max of them, holding at most maxBytes of output, where 0 means no byte
 // cap.
 func newCache(ttl time.Duration, max, maxBytes int) *cache {
 	return &cache{ttl: ttl, max: max, maxBytes: maxBytes, entries: make(map[string]*entry), now: time.Now}

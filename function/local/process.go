@@ -48,8 +48,8 @@ type cappedBuffer struct {
 
 func newCappedBuffer(max int) *cappedBuffer { return &cappedBuffer{max: max} }
 
-// Write keeps what fits and drops the rest. It never fails, so the script's
-// writes never block or error because of the cap.
+// Write keeps what fits and drops the rest. It always returns len(p) and a
+// nil error, so the cap never makes the script's writes block or fail.
 func (b *cappedBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()

@@ -42,7 +42,7 @@ func HTTPStatus(err error) int {
 type RejectedError struct {
 	// Field is the JSON name of the invalid field, if one is to blame.
 	Field string
-	// Reason is what is wrong and how to fix it.
+	// Reason is the problem and its fix, as a sentence for the sender.
 	Reason string
 }
 

@@ -119,7 +119,7 @@ type Runtime struct {
 //
 // Run returns a Result for every run that reached a verdict, including
 // scripts that failed, timed out or were killed. It returns an error only
-// when the runner itself could not do its job; the error is then one of the
+// when the runner itself could not do its job. The error is then one of the
 // classes in errors.go, or wraps one.
 type Runner interface {
 	Run(ctx context.Context, spec Spec) (Result, error)

@@ -12,7 +12,7 @@ import (
 	"unicode/utf8"
 )
 
-// Limits bound what a request may ask for.
+// Limits are the bounds on what a request may ask for.
 type Limits struct {
 	// MaxScriptBytes and MaxStdinBytes cap the script and stdin sizes.
 	MaxScriptBytes int
@@ -84,6 +84,7 @@ func (v Validator) validate(req Request) (Runtime, error) {
 	if !ok {
 		return Runtime{}, reject("language", "unknown language %q: use one of %s", truncateForMessage(req.Language), v.languages())
 	}
+
 	if req.Script == "" {
 		return Runtime{}, reject("script", "missing: set it to the main file's source")
 	}
@@ -94,6 +95,7 @@ func (v Validator) validate(req Request) (Runtime, error) {
 		return Runtime{}, reject("script", "%d bytes is over the limit of %d bytes: send a smaller script",
 			len(req.Script), v.Limits.MaxScriptBytes)
 	}
+
 	if err := validateRequestID(req.RequestID); err != nil {
 		return Runtime{}, err
 	}
@@ -107,6 +109,7 @@ func (v Validator) validate(req Request) (Runtime, error) {
 	if err := validateArgs(req.Args); err != nil {
 		return Runtime{}, err
 	}
+
 	if t := req.TimeoutSeconds; t != nil {
 		max := int(v.Limits.MaxTimeout / time.Second)
 		if *t < 1 || *t > max {
@@ -172,7 +175,8 @@ func truncateForMessage(s string) string {
 // requests with the same requestId and different digests are a conflict.
 func Digest(req Request) string {
 	req.RequestID = ""
-	// Marshaling a struct of strings, string slices and an int cannot fail.
+	// encoding/json fails only on channels, functions, cyclic values and
+	// invalid floats, and Request has none of them.
 	body, _ := json.Marshal(req)
 	sum := sha256.Sum256(body)
 	return hex.EncodeToString(sum[:])

@@ -1,7 +1,7 @@
 // Package sweep deletes the ConfigMaps that runs left behind: those labelled
 // app=language-test, older than a minimum age, whose Job is gone or finished.
 // Normally the receiver deletes each run's ConfigMap, and garbage collection
-// deletes it with its Job; the sweeper catches the rest, such as a ConfigMap
+// deletes it with its Job. The sweeper catches the rest, such as a ConfigMap
 // created just before its receiver died.
 package sweep
 

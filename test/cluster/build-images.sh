@@ -41,8 +41,8 @@ fi
 
 # remove_tree DIR: delete DIR after unmounting whatever is mounted below it.
 # debootstrap mounts /proc and /sys, and may bind-mount /dev, inside the
-# rootfs while it installs packages; an interrupted run leaves them mounted,
-# and rm -rf would descend into the host's /dev.
+# rootfs while it installs packages. An interrupted run leaves them mounted,
+# so a plain rm -rf would descend into the host's /dev.
 remove_tree() {
 	local dir=$1 mount_point
 	for mount_point in $(awk -v dir="$dir" 'index($2, dir "/") == 1 { print $2 }' /proc/self/mounts | sort -r); do

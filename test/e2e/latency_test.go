@@ -19,10 +19,11 @@ import (
 const trivialPython = "print('ok')"
 
 // BenchmarkTrivialPythonRun compares the latency of one trivial Python run
-// through scriptrun (an event over HTTP to the receiver, which creates the
-// ConfigMap and the Job, waits through its informer and reads the log) with
-// the same ConfigMap and Job created directly and watched until the
-// container terminates. Run it with `make e2e-bench`.
+// through scriptrun with the same ConfigMap and Job created directly. Through
+// scriptrun, an event goes over HTTP to the receiver, which creates the
+// objects, waits through its informer and reads the log. Directly, the test
+// watches the pod until its container terminates. Run it with
+// `make e2e-bench`.
 func BenchmarkTrivialPythonRun(b *testing.B) {
 	b.Run("scriptrun", func(b *testing.B) {
 		namespace := benchNamespace(b)

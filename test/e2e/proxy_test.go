@@ -44,8 +44,8 @@ import (
 )
 
 // This file contains the tools of the fault tests. faultProxy is a reverse
-// proxy for the Kubernetes API that holds, fails or cuts requests when the
-// test says so. faultReceiver runs the receiver binary as a separate process,
+// proxy for the Kubernetes API that delays, fails or cuts requests on the
+// test's command. faultReceiver runs the receiver binary as a separate process,
 // so that a test can send it SIGKILL or SIGTERM.
 
 // faultProxy forwards plain HTTP from a receiver on 127.0.0.1 to the test
@@ -651,8 +651,8 @@ func (r *faultReceiver) WaitExit(t *testing.T, timeout time.Duration) error {
 func (r *faultReceiver) Output() string { return r.output.String() }
 
 // faultFreePort returns a TCP port that was free on 127.0.0.1 a moment
-// ago. Another process may take it before the receiver listens; the
-// receiver then fails to start and the test says so.
+// ago. Another process may take it before the receiver listens, in which
+// case the receiver fails to start and the test fails with its output.
 func faultFreePort(t *testing.T) int {
 	t.Helper()
 	listener, err := net.Listen("tcp", "127.0.0.1:0")

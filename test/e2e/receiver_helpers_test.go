@@ -171,7 +171,7 @@ func StartReceiver(t testing.TB, cfg function.Config) *TestReceiver {
 	return &TestReceiver{URL: "http://" + listener.Addr().String(), Function: fn, Receiver: recv}
 }
 
-// Reply is the receiver's HTTP answer to one event.
+// Reply is the receiver's HTTP response to one event.
 type Reply struct {
 	Status int
 	Header http.Header
@@ -183,8 +183,8 @@ type Reply struct {
 }
 
 // SendEvent posts data as a binary-mode run.requested event with the given
-// id and returns the answer. It fails the test only when the request
-// cannot be sent; call it from the test's goroutine, or use PostEvent.
+// id and returns the response. It fails the test only when the request
+// cannot be sent. Call it from the test's goroutine, or use PostEvent.
 func SendEvent(t testing.TB, url, eventID string, data any) Reply {
 	t.Helper()
 	reply, err := PostEvent(context.Background(), url, eventID, data)

@@ -182,9 +182,9 @@ func recoveryWaitJobDeleted(ctx context.Context, t *testing.T, namespace, name s
 }
 
 // TestRecoveryGracefulShutdown sends SIGTERM to a receiver process with two
-// runs in flight: the one that fits in the grace period gets its reply, the
-// other a retryable 503, and a new receiver returns the result of the same
-// Job when that event is delivered again.
+// runs in flight. The run that fits in the grace period gets its reply, and
+// the other gets a retryable 503. A new receiver then returns the result of
+// the same Job when that event is delivered again.
 func TestRecoveryGracefulShutdown(t *testing.T) {
 	t.Parallel()
 	const graceSeconds = 3
